@@ -1,0 +1,1 @@
+"""Hydra configs of initbench; installed as the package ``initbench.configs``."""
