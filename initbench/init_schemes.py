@@ -87,11 +87,11 @@ def _zero_bias(layer: nn.Module) -> None:
 class WeightInit(pl.Callback):
     """Apply an init scheme to every Conv and Linear layer of the model, once per run.
 
-    The scheme runs in ``setup`` of the fit stage, before the strategy wraps the
-    model and before the first optimizer step. It is skipped when the run
-    resumes from a checkpoint, because the checkpoint's weights must not be
-    replaced, and the callback's own state (``applied``) is saved with every
-    checkpoint for the same reason.
+    The scheme runs in ``on_fit_start``, before the first optimizer step. By
+    then Lightning has restored a checkpoint's weights and this callback's own
+    state (``applied``), so a resumed run keeps the checkpoint's weights and the
+    scheme is not applied again. The parameters are changed in place, so the
+    optimizer, which already holds them, needs no update.
 
     Weights are drawn on the CPU from a generator seeded with ``seed`` and then
     copied to the parameter's device, so CPU and GPU runs start from the same
@@ -111,8 +111,8 @@ class WeightInit(pl.Callback):
         """Re-initialize one layer in place; ``layer`` is an instance of :data:`INIT_LAYERS`."""
         raise NotImplementedError
 
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage != "fit" or self.applied:
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.applied:
             return
         if trainer.ckpt_path is not None:
             log.info("Resuming from %s: %s is not applied again", trainer.ckpt_path, type(self).__name__)
@@ -177,8 +177,6 @@ class KaimingInit(WeightInit):
         seed: see :class:`WeightInit`.
     """
 
-    DISTRIBUTIONS = {"normal": staticmethod(kaiming_normal), "uniform": staticmethod(kaiming_uniform)}
-
     def __init__(
         self,
         distribution: str = "normal",
@@ -188,7 +186,7 @@ class KaimingInit(WeightInit):
         seed: int | None = None,
     ) -> None:
         super().__init__(seed)
-        _check_choice("init.distribution", distribution, self.DISTRIBUTIONS)
+        _check_choice("init.distribution", distribution, ("normal", "uniform"))
         _check_choice("init.mode", mode, ("fan_in", "fan_out"))
         _check_choice("init.nonlinearity", nonlinearity, ("relu", "leaky_relu"))
         if not math.isfinite(a):

@@ -17,6 +17,7 @@ pickle, so every source yields the same tensors.
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import hashlib
 import logging
@@ -35,8 +36,10 @@ import torch
 
 try:
     from numpy._core.multiarray import _reconstruct
+    from numpy._core.numeric import _frombuffer
 except ImportError:  # numpy < 2
     from numpy.core.multiarray import _reconstruct
+    from numpy.core.numeric import _frombuffer
 
 log = logging.getLogger(__name__)
 
@@ -265,18 +268,20 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickle numpy arrays and nothing else, so a crafted file cannot run code."""
 
     ALLOWED = {
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+        ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+        ("numpy._core.numeric", "_frombuffer"): _frombuffer,
+        # Python 3 writes the bytes of a protocol-2 array through codecs.encode.
+        ("_codecs", "encode"): codecs.encode,
     }
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
             raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in an MNIST pickle")
-        if name == "_reconstruct":
-            return _reconstruct
-        return getattr(np, name)
+        return self.ALLOWED[(module, name)]
 
 
 def _splits_from_pickle(path: Path, expected_sizes, source: str, checksum: str | None) -> MNISTSplits:
