@@ -26,7 +26,11 @@ class DeviceBatchLoader:
 
     The loader is stateful (``state_dict``/``load_state_dict``), so Lightning
     saves the epoch and the position inside it with a checkpoint, and a run that
-    resumes mid-epoch continues with the next batch it would have drawn.
+    resumes mid-epoch continues with the next batch it would have trained on.
+    The epoch counter advances when an iteration starts, not when it is
+    exhausted, because Lightning stops after ``len(loader)`` batches without
+    asking for more. Lightning 2.6 draws no batch ahead from a loader that has
+    a length, so the batches drawn are the batches trained on.
     """
 
     def __init__(
@@ -55,6 +59,7 @@ class DeviceBatchLoader:
         self.num_replicas = num_replicas
         self.rank = rank
         self.epoch = 0
+        self._position = 0
         self._resume_batch = 0
 
     @property
@@ -68,10 +73,13 @@ class DeviceBatchLoader:
         return math.ceil(self.samples_per_replica / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        indices = self._epoch_indices()
+        """Yield the batches of epoch :attr:`epoch`, from the resumed position if there is one."""
+        epoch = self.epoch
+        indices = self._epoch_indices(epoch)
         first_batch = self._resume_batch
         self._resume_batch = 0
         self._position = first_batch
+        self.epoch = epoch + 1
 
         for batch in range(first_batch, len(self)):
             start = batch * self.batch_size
@@ -79,14 +87,11 @@ class DeviceBatchLoader:
             self._position = batch + 1
             yield self.images[batch_indices], self.labels[batch_indices]
 
-        self.epoch += 1
-        self._position = 0
-
-    def _epoch_indices(self) -> torch.Tensor:
+    def _epoch_indices(self, epoch: int) -> torch.Tensor:
         count = len(self.labels)
         device = self.labels.device
         if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            generator = torch.Generator().manual_seed(self.seed + epoch)
             # Drawn on the CPU, so the order is the same on every device, then moved.
             order = torch.randperm(count, generator=generator).to(device)
         else:
@@ -100,11 +105,16 @@ class DeviceBatchLoader:
         return order
 
     def state_dict(self) -> dict[str, Any]:
-        """Return the epoch and the number of batches already drawn in it."""
-        return {"epoch": self.epoch, "batch": getattr(self, "_position", 0), "seed": self.seed}
+        """Return the epoch in progress and how many of its batches were drawn."""
+        if self._resume_batch:
+            return {"epoch": self.epoch, "batch": self._resume_batch, "seed": self.seed}
+        if 0 < self._position < len(self):
+            return {"epoch": self.epoch - 1, "batch": self._position, "seed": self.seed}
+        return {"epoch": self.epoch, "batch": 0, "seed": self.seed}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a :meth:`state_dict`: the next iteration resumes inside that epoch."""
         self.epoch = int(state["epoch"])
         self._resume_batch = int(state["batch"])
+        self._position = 0
         self.seed = int(state.get("seed", self.seed))

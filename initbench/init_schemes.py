@@ -112,13 +112,11 @@ class WeightInit(pl.Callback):
         raise NotImplementedError
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.applied:
-            return
         if trainer.ckpt_path is not None:
             log.info("Resuming from %s: %s is not applied again", trainer.ckpt_path, type(self).__name__)
             self.applied = True
-            return
-        self.apply_to(pl_module)
+        if not self.applied:
+            self.apply_to(pl_module)
 
     def apply_to(self, model: nn.Module) -> list[str]:
         """Initialize every Conv and Linear layer of ``model``; return their names."""

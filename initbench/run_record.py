@@ -4,7 +4,8 @@ Besides the TensorBoard events, every run folder gets ``run.json``::
 
     {"status": "running" | "completed" | "diverged" | "interrupted" | "failed",
      "hparams": {...}, "global_step": int, "diverged_step": int | null,
-     "final_metrics": {...}, "started": ISO time, "ended": ISO time | null}
+     "final_metrics": {...}, "started": ISO time, "ended": ISO time | null,
+     "resumed_from": checkpoint path | null}
 
 It is written atomically when fit starts and again when it ends, so a run that
 is still in progress or was killed reads as ``running``, and tools such as
@@ -39,11 +40,13 @@ class RunRecord(pl.Callback):
     Args:
         run_dir: the run folder, where ``run.json`` is written.
         hparams: flat mapping of names to numbers, strings or booleans.
+        resumed_from: the checkpoint this run resumed from, if any.
     """
 
-    def __init__(self, run_dir: str | os.PathLike, hparams: dict[str, Any]) -> None:
+    def __init__(self, run_dir: str | os.PathLike, hparams: dict[str, Any], resumed_from: str | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.hparams = dict(hparams)
+        self.resumed_from = resumed_from
         self.status = "running"
         self.diverged_step: int | None = None
         self.started = _now()
@@ -76,7 +79,8 @@ class RunRecord(pl.Callback):
 
     @rank_zero_only
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        self.status = "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
+        interrupted = isinstance(exception, KeyboardInterrupt) or self.status == "interrupted"
+        self.status = "interrupted" if interrupted else "failed"
         self._write(trainer, ended=_now(), final=self.final_metrics(trainer), error=repr(exception))
 
     def final_metrics(self, trainer: pl.Trainer) -> dict[str, float]:
@@ -95,6 +99,7 @@ class RunRecord(pl.Callback):
             "final_metrics": final or {},
             "started": self.started,
             "ended": ended,
+            "resumed_from": self.resumed_from,
         }
         if error is not None:
             record["error"] = error

@@ -50,6 +50,17 @@ def test_epochs_draw_different_orders():
     assert sorted(first) == sorted(second)
 
 
+def test_epoch_advances_without_exhausting_the_iterator():
+    loader = _loader(shuffle=True, seed=0)
+
+    # Lightning takes len(loader) batches and never asks for the next one.
+    first = [int(label) for _, (_, labels) in zip(range(len(loader)), loader) for label in labels]
+    second = [int(label) for _, (_, labels) in zip(range(len(loader)), loader) for label in labels]
+
+    assert first != second
+    assert loader.state_dict() == {"epoch": 2, "batch": 0, "seed": 0}
+
+
 def test_same_seed_gives_same_order():
     assert _epoch_labels(_loader(shuffle=True, seed=7)) == _epoch_labels(_loader(shuffle=True, seed=7))
 
