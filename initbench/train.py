@@ -19,6 +19,7 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
@@ -73,12 +74,16 @@ def train(cfg: DictConfig) -> float | None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     checkpoint_path = find_checkpoint(cfg.resume) if cfg.resume else None
     pl.seed_everything(cfg.seed, workers=True)
+    if cfg.matmul_precision is not None:
+        torch.set_float32_matmul_precision(cfg.matmul_precision)
 
     datamodule = instantiate(cfg.data)
     module = ImageClassifier(
         net=instantiate(cfg.model),
         optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
         num_classes=cfg.model.num_classes,
+        compile=cfg.compile,
+        channels_last=cfg.channels_last,
     )
     trainer, record = build_trainer(cfg, run_dir, checkpoint_path)
 
@@ -129,6 +134,8 @@ def run_hparams(cfg: DictConfig) -> dict[str, Any]:
     """Flatten the choices and numbers that define a run, for TensorBoard's HParams dashboard."""
     choices = HydraConfig.get().runtime.choices
     params: dict[str, Any] = {"init": choices.get("init"), "seed": cfg.seed}
+    for key in ("compile", "channels_last", "matmul_precision"):
+        params[key] = str(cfg[key]) if cfg[key] is None else cfg[key]
     for group in ("init", "optimizer", "model", "data", "trainer"):
         params.setdefault(group, choices.get(group))
         section = OmegaConf.to_container(cfg[group], resolve=True)

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 EXIT_INVALID_INPUT = 2
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+MATMUL_PRECISIONS = ("highest", "high", "medium")
 
 
 class ConfigError(ValueError):
@@ -222,6 +223,16 @@ def _available_accelerators() -> tuple[str, ...]:
     return tuple(available)
 
 
+def _check_speed_options(cfg: DictConfig) -> Iterable[str]:
+    for key in ("compile", "channels_last"):
+        value = OmegaConf.select(cfg, key, default=False)
+        if not isinstance(value, bool):
+            yield f"{key}={value!r} is invalid: expected true or false"
+    precision = OmegaConf.select(cfg, "matmul_precision", default=None)
+    if precision is not None and precision not in MATMUL_PRECISIONS:
+        yield f"matmul_precision={precision!r} is invalid: expected one of {list(MATMUL_PRECISIONS)} or null"
+
+
 def _check_data_file(cfg: DictConfig) -> Iterable[str]:
     file = OmegaConf.select(cfg, "data.file", default=None)
     if file is not None and not Path(str(file)).expanduser().is_file():
@@ -234,4 +245,12 @@ def _check_resume(cfg: DictConfig) -> Iterable[str]:
         yield f"resume={resume} is invalid: no such run folder or checkpoint"
 
 
-_CHECKS = (_check_numbers, _check_stats, _check_model, _check_accelerator, _check_data_file, _check_resume)
+_CHECKS = (
+    _check_numbers,
+    _check_stats,
+    _check_model,
+    _check_accelerator,
+    _check_speed_options,
+    _check_data_file,
+    _check_resume,
+)

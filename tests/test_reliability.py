@@ -65,6 +65,8 @@ def test_unknown_value_lists_valid_choices(tmp_path, override, named):
         ("trainer.accelerator=tpu", "expected one of"),
         ("data.batch_size=abc", "integer >= 1"),
         ("optimizer.lr=fast", "number > 0"),
+        ("compile=maybe", "true or false"),
+        ("matmul_precision=low", "expected one of"),
     ],
 )
 def test_invalid_value_is_rejected_before_any_folder(tmp_path, override, accepted):

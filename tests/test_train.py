@@ -85,6 +85,17 @@ def test_hyperparameters_are_recorded(trained_run):
     assert "optimizer/lr" in plugin_text
 
 
+def test_speed_options_train(tiny_data_overrides, tmp_path):
+    result = run_module(
+        "initbench.train", "channels_last=true", "matmul_precision=high", *tiny_data_overrides, cwd=tmp_path
+    )
+    record = json.loads((_single_run_folder(tmp_path / "logs") / "run.json").read_text())
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert record["hparams"]["channels_last"] is True
+    assert record["hparams"]["matmul_precision"] == "high"
+
+
 def test_unknown_init_lists_choices(tmp_path):
     result = run_module("initbench.train", "init=nope", f"log_dir={tmp_path / 'logs'}", cwd=tmp_path)
 
