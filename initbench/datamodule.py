@@ -24,7 +24,7 @@ class MNISTDataModule(pl.LightningDataModule):
     batches by index there (see :class:`~initbench.device_loader.DeviceBatchLoader`).
 
     Args:
-        cache_dir: folder that holds the cached ``mnist.pkl.gz``.
+        cache_dir: folder that contains the cached ``mnist.pkl.gz``.
         file: an explicit ``mnist.pkl.gz``; when set, no other source is tried.
         sources: the sources to try, in order, from :data:`initbench.mnist.SOURCES`.
         expected_sizes: image counts of the train, val and test splits, or None to accept any.

@@ -19,10 +19,10 @@ class DeviceBatchLoader:
 
     With ``shuffle``, every epoch draws a fresh permutation from a generator
     seeded with ``seed``, so the order depends only on the seed and the epoch.
-    With ``num_replicas > 1`` each rank takes every ``num_replicas``-th index of
-    the permutation after padding it to a multiple of ``num_replicas``, the same
-    contract as ``torch.utils.data.DistributedSampler``: each epoch covers the
-    data once across the ranks, and all ranks see the same number of batches.
+    With ``num_replicas > 1``, the permutation is padded to a multiple of
+    ``num_replicas`` and each rank takes every ``num_replicas``-th index. This is
+    the contract of ``torch.utils.data.DistributedSampler``, so each epoch covers
+    the data once across the ranks, and all ranks get the same number of batches.
 
     The loader is stateful (``state_dict``/``load_state_dict``), so Lightning
     saves the epoch and the position inside it with a checkpoint, and a run that
@@ -64,7 +64,7 @@ class DeviceBatchLoader:
 
     @property
     def samples_per_replica(self) -> int:
-        """Number of samples this rank sees in one epoch."""
+        """Number of samples this rank draws in one epoch."""
         return math.ceil(len(self.labels) / self.num_replicas)
 
     def __len__(self) -> int:

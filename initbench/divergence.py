@@ -18,7 +18,7 @@ class DivergenceMonitor(pl.Callback):
     """Watch the training loss and stop at the first non-finite value.
 
     The check stays on the device: each step updates a device tensor that
-    holds the first global step with a non-finite loss, and the host reads it
+    stores the first global step with a non-finite loss, and the host reads it
     every ``check_every_n_steps`` steps. Reading it is a host-device sync, so on
     a GPU the default checks once per logging interval; on the CPU there is no
     sync to avoid and the default checks every step. Either way the recorded

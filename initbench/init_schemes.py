@@ -91,7 +91,7 @@ class WeightInit(pl.Callback):
     then Lightning has restored a checkpoint's weights and this callback's own
     state (``applied``), so a resumed run keeps the checkpoint's weights and the
     scheme is not applied again. The parameters are changed in place, so the
-    optimizer, which already holds them, needs no update.
+    optimizer, which already references them, needs no update.
 
     Weights are drawn on the CPU from a generator seeded with ``seed`` and then
     copied to the parameter's device, so CPU and GPU runs start from the same

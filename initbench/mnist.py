@@ -54,7 +54,7 @@ SPLITS = ("train", "val", "test")
 CLASSIC_SIZES = (50_000, 10_000, 10_000)
 IMAGE_PIXELS = 28 * 28
 
-# Time limit for `pip download`; a machine with no index answers in seconds.
+# Time limit for `pip download`. On a machine with no index, pip fails within seconds.
 PIP_TIMEOUT_S = 300
 
 
@@ -179,8 +179,8 @@ def _load_torchvision(cache_dir: Path, expected_sizes, download: bool) -> MNISTS
 
     # torchvision serves the 60,000 training images; the classic split keeps the
     # first 50,000 for training and the last 10,000 for validation.
-    # NOTE: this is the split of the classic pickle as documented with it; the two
-    # sources have not been compared image by image on this machine, which is offline.
+    # NOTE: this matches the documented split of the classic pickle. The two sources
+    # have not been compared image by image, because this machine is offline.
     images = train.data.reshape(-1, IMAGE_PIXELS).numpy().astype(np.float32) / 256.0
     labels = train.targets.numpy().astype(np.int64)
     test_images = test.data.reshape(-1, IMAGE_PIXELS).numpy().astype(np.float32) / 256.0

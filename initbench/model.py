@@ -21,7 +21,7 @@ class StrideConvNet(nn.Sequential):
         pool   AdaptiveAvgPool2d(1)                    flatten
 
     The layers are named children, so statistics and hooks can address them by
-    name. The ReLUs are not in-place, so a hook on a conv sees the conv's own
+    name. The ReLUs are not in-place, so a hook on a conv receives the conv's own
     output. The layers keep PyTorch's default init; an init callback replaces it.
     """
 

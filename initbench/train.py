@@ -1,6 +1,6 @@
 """Train the conv net on MNIST with a chosen init: ``python -m initbench.train init=kaiming``.
 
-Hydra composes the configuration from ``configs/train.yaml``; each run writes
+Hydra composes the configuration from ``configs/train.yaml``. Each run writes
 its TensorBoard events, checkpoints, ``run.json`` and Hydra records into one
 folder under ``lightning_logs/``, named after the init and the seed.
 
@@ -69,7 +69,7 @@ def main(cfg: DictConfig) -> float | None:
 
 
 def train(cfg: DictConfig) -> float | None:
-    """Train, validate and optionally test as ``cfg`` says; return the final val/acc."""
+    """Train, validate and optionally test with config ``cfg``; return the final val/acc."""
     validate_config(cfg)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     checkpoint_path = find_checkpoint(cfg.resume) if cfg.resume else None
@@ -126,7 +126,7 @@ def find_checkpoint(resume: str) -> str:
         return str(path)
     candidates = sorted((path / "checkpoints").glob("*.ckpt"), key=lambda file: file.stat().st_mtime)
     if not candidates:
-        raise ConfigError(f"resume={resume} is invalid: {path / 'checkpoints'} holds no .ckpt file")
+        raise ConfigError(f"resume={resume} is invalid: {path / 'checkpoints'} contains no .ckpt file; pass a checkpoint path instead")
     return str(candidates[-1])
 
 
@@ -159,14 +159,14 @@ def _with_saved_overrides(resume: str, arguments: list[str]) -> list[str]:
         return arguments
     saved = [str(o) for o in OmegaConf.load(saved_file) if not str(o).startswith("resume=")]
 
-    kept, consumed_deletions = [], set()
+    remaining, consumed_deletions = [], set()
     for override in saved:
         key = _override_key(override)
         replaced_by = [a for a in arguments if not a.startswith("-") and _covers(_override_key(a), key)]
         if not replaced_by:
-            kept.append(override)
+            remaining.append(override)
         consumed_deletions.update(a for a in replaced_by if a.startswith("~") and override.startswith("+"))
-    return kept + [a for a in arguments if a not in consumed_deletions]
+    return remaining + [a for a in arguments if a not in consumed_deletions]
 
 
 def _override_key(override: str) -> str:

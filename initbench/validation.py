@@ -76,8 +76,8 @@ class ValidateBeforeRun(HydraCallback):
         _exit_on_error(lambda: check_log_dir(config.log_dir))
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
-        # NOTE: in a multirun, Hydra has created the job's folder by now, so a bad
-        # swept value leaves an empty job folder; shared values are checked before.
+        # NOTE: in a multirun, Hydra has created the job's folder by now. A bad swept
+        # value therefore leaves an empty job folder. Shared values are checked earlier.
         if OmegaConf.select(config, "hydra.mode") is not None and str(config.hydra.mode) == "RunMode.MULTIRUN":
             _exit_on_error(lambda: validate_config(config))
 
