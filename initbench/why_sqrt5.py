@@ -41,7 +41,6 @@ import logging
 import math
 import os
 import platform
-import secrets
 import statistics
 import sys
 import time
@@ -54,23 +53,17 @@ import torch
 import torch.nn.functional as F
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import Tensor, nn
 from torch.utils.tensorboard import SummaryWriter
 
 from initbench.init_schemes import kaiming_uniform, pytorch_default
 from initbench.mnist import DataError
 from initbench.model import StrideConvNet
+import initbench.run_folders  # noqa: F401 - importing it registers the run folder resolvers
+from initbench.validation import EXIT_INVALID_INPUT
 
 log = logging.getLogger(__name__)
-
-# Exit status for invalid data or settings, the same as `python -m initbench.train` uses.
-EXIT_INVALID_INPUT = 2
-
-# One id per process names the output folder, so that two runs started in the
-# same second get different folders.
-RUN_ID = secrets.token_hex(3)
-OmegaConf.register_new_resolver("why_sqrt5_run_id", lambda: RUN_ID, replace=True)
 
 NOTEBOOK = "fast.ai notebook 02a_why_sqrt5 (2019 part 2, lesson 9)"
 SQRT5 = math.sqrt(5)
