@@ -19,7 +19,7 @@ import torch
 class EpochTimer(pl.Callback):
     """Measure the wall time of every training epoch, from ``on_train_epoch_start`` to ``on_train_epoch_end``.
 
-    The window holds the training steps and the per-step and per-epoch hooks of
+    The window contains the training steps and the per-step and per-epoch hooks of
     the callbacks that run before this one, so add it after them. It excludes
     setup, the data load, validation and the checkpoints that ``ModelCheckpoint``
     writes at the end of an epoch, because Lightning calls that callback last.

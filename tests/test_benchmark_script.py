@@ -32,6 +32,7 @@ def benchmark_run(tmp_path_factory):
         "--max-batches", "3",
         "--warmup-batches", "1",
         "--startup-runs", "1",
+        "--variant", "few_bins", "stats.bins=8",
         "--options", "channels_last",
         "--options-repeats", "1",
         "--json", str(json_file),
@@ -43,7 +44,7 @@ def test_every_contender_is_timed(benchmark_run):
     results, _ = benchmark_run
     samples = results["devices"]["cpu"]["throughput"]
 
-    for contender in throughput.CONTENDERS:
+    for contender in (*throughput.CONTENDERS, "few_bins"):
         for batch_size in (32, 64):
             timed = [s for s in samples if s["contender"] == contender and s["batch_size"] == batch_size]
             assert len(timed) == 2, (contender, batch_size)
@@ -103,3 +104,8 @@ def test_report_has_the_tables(benchmark_run, capsys):
     assert "## Data path on cpu" in report
     assert "## Start-up on cpu" in report
     assert "## Options on cpu" in report
+
+
+def test_variant_name_must_be_new():
+    with pytest.raises(SystemExit):
+        throughput.parse_arguments(["--variant", "plain", "stats.bins=8"])
