@@ -64,8 +64,10 @@ class ImageClassifier(pl.LightningModule):
         # logger: at every log_every_n_steps-th optimizer step.
         if (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
             accuracy = (logits.detach().argmax(dim=1) == labels).float().mean()
-            self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True)
-            self.log("train/acc", accuracy, on_step=True, on_epoch=False, prog_bar=True)
+            # No prog_bar: Lightning 2.6 calls .item() on progress-bar values after every
+            # batch, a host-device sync per step on a GPU, even on steps that log nothing.
+            self.log("train/loss", loss, on_step=True, on_epoch=False)
+            self.log("train/acc", accuracy, on_step=True, on_epoch=False)
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
