@@ -1,7 +1,7 @@
 """Pure statistic functions for layer outputs, weights and gradients.
 
 Every function takes tensors and returns tensors on the same device. None of
-them reads a value back to the host, so a caller can run them inside a
+them reads a value back from a GPU, so a caller can run them inside a
 training step without a host-device sync and read all results out later in
 one transfer. All statistics are taken over every element of the tensor (batch,
 channel and spatial positions alike) and computed in float32.
@@ -23,24 +23,60 @@ from torch import Tensor
 COUNT, MEAN, M2, NEAR_ZERO_COUNT = range(4)
 
 
-def activation_moments(values: Tensor, near_zero_threshold: float) -> Tensor:
+class Workspace:
+    """Scratch buffers that the statistic functions reuse from call to call, one per dtype and device.
+
+    On the CPU, a fresh tensor of a few megabytes costs more than the
+    arithmetic on it, because the operating system maps and zeroes its pages
+    anew each time. The moments of an 800,000-element layer output took 5 ms
+    with fresh temporaries and 0.4 ms in reused buffers (PyTorch 2.14, 2
+    threads). A buffer grows to the largest request and is then kept, so a
+    Workspace takes about 12 bytes per element of the largest layer output.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[torch.dtype, torch.device], Tensor] = {}
+
+    def take(self, numel: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+        """Return a 1-D buffer of ``numel`` elements with undefined contents.
+
+        The buffer is valid until the next call with the same dtype and device.
+        """
+        key = (dtype, device)
+        buffer = self._buffers.get(key)
+        if buffer is None or buffer.numel() < numel:
+            buffer = torch.empty(numel, dtype=dtype, device=device)
+            self._buffers[key] = buffer
+        return buffer[:numel]
+
+
+def activation_moments(values: Tensor, near_zero_threshold: float, workspace: Workspace | None = None) -> Tensor:
     """Summarize all elements of ``values`` as ``[count, mean, m2, near_zero_count]`` in float32.
 
     An element is near zero when ``|x| <= near_zero_threshold``. After a ReLU,
     the exact zeros are the units that the ReLU switched off, so with a small
     threshold the near-zero count is the number of dead activations plus the
-    few positive ones below the threshold.
+    few positive ones below the threshold. NaN is never near zero. With a
+    ``workspace``, the temporaries live in its buffers instead of fresh memory.
     """
-    flat = values.detach().float().reshape(-1)
+    flat = _flat_float(values)
     count = flat.numel()
+    scratch = _scratch(workspace, count, torch.float32, flat.device)
+
     # Two passes, the mean and then a dot product of the deviations, are exact enough and on the
     # CPU about 20 times faster than torch.var_mean (PyTorch 2.14, one thread, 100k elements).
     mean = flat.mean()
-    deviations = flat - mean
+    deviations = torch.sub(flat, mean, out=scratch)
     m2 = torch.dot(deviations, deviations)
-    near_zero = (flat.abs() <= near_zero_threshold).sum()
+
+    # |x| - threshold is above 0 exactly when x is not near zero, so after clamping at 0 its sign is
+    # 1 for those elements and 0 for the near-zero ones. This avoids a boolean temporary and the
+    # slow torch.count_nonzero on the CPU.
+    excess = torch.abs(flat, out=scratch).sub_(near_zero_threshold).clamp_(min=0)
+    not_near_zero = torch.nan_to_num_(excess, nan=1.0).sign_().sum()
     # new_full writes the count on the device, where torch.tensor(count, device=...) would copy it from the host.
-    return torch.stack((mean.new_full((), float(count)), mean, m2, near_zero.to(mean.dtype)))
+    total = mean.new_full((), float(count))
+    return torch.stack((total, mean, m2, total - not_near_zero))
 
 
 def merge_moments(first: Tensor, second: Tensor) -> Tensor:
@@ -79,7 +115,7 @@ def update_to_weight_ratio(before: Tensor, after: Tensor) -> Tensor:
     return torch.linalg.vector_norm(after.detach().float() - before) / torch.linalg.vector_norm(before)
 
 
-def adaptive_histogram(values: Tensor, bins: int) -> tuple[Tensor, Tensor]:
+def adaptive_histogram(values: Tensor, bins: int, workspace: Workspace | None = None) -> tuple[Tensor, Tensor]:
     """Count all elements of ``values`` in ``bins`` equal-width bins that span their min to max.
 
     Returns ``(counts, value_range)``: float32 counts of shape ``(bins,)`` and
@@ -89,23 +125,37 @@ def adaptive_histogram(values: Tensor, bins: int) -> tuple[Tensor, Tensor]:
     equal, the range widens to ``[x - 0.5, x + 0.5]`` so that the bins keep a
     positive width. Non-finite elements make the range non-finite. Their
     counts then mean nothing, but the function still returns without error.
+    With a ``workspace``, the temporaries live in its buffers.
     """
     if bins < 1:
         raise ValueError(f"bins must be at least 1, got {bins}")
-    flat = values.detach().float().reshape(-1)
+    flat = _flat_float(values)
     low, high = torch.aminmax(flat)
     constant = high == low
     low = torch.where(constant, low - 0.5, low)
     high = torch.where(constant, high + 0.5, high)
 
-    positions = (flat - low).mul_(bins / (high - low))
-    # NaN and inf positions would become invalid indices, which scatter_add_ rejects with an error.
+    positions = torch.sub(flat, low, out=_scratch(workspace, flat.numel(), torch.float32, flat.device))
+    positions.mul_(bins / (high - low))
+    # NaN and inf positions would become invalid indices, which the counting below rejects with an error.
     torch.nan_to_num_(positions, nan=0.0, posinf=bins - 1, neginf=0.0)
-    indices = positions.clamp_(0, bins - 1).long()  # truncation is floor here, because positions >= 0
-    # scatter_add_ instead of torch.bincount, which reads the max index back to the host on CUDA.
-    counts = torch.zeros(bins, dtype=torch.float32, device=flat.device)
-    counts.scatter_add_(0, indices, torch.ones_like(flat))
-    return counts, torch.stack((low, high))
+    positions.clamp_(0, bins - 1)
+    # Converting to an integer truncates, which is the floor here, because the positions are >= 0.
+    indices = _scratch(workspace, flat.numel(), torch.int64, flat.device).copy_(positions)
+    return count_indices(indices, bins, read_back=flat.device.type == "cpu"), torch.stack((low, high))
+
+
+def count_indices(indices: Tensor, bins: int, read_back: bool) -> Tensor:
+    """Return float32 counts of how often each of ``0 .. bins - 1`` occurs in the 1-D ``indices``.
+
+    With ``read_back``, this uses ``torch.bincount``, the fastest way on the
+    CPU, which reads the largest index back to the host. Without it, it uses
+    ``scatter_add_``, which keeps a CUDA device free of that sync.
+    """
+    if read_back:
+        return torch.bincount(indices, minlength=bins).float()
+    counts = torch.zeros(bins, dtype=torch.float32, device=indices.device)
+    return counts.scatter_add_(0, indices, counts.new_ones(1).expand(indices.numel()))
 
 
 def histogram_edges(value_range: Tensor, bins: int) -> Tensor:
@@ -163,3 +213,15 @@ def colorful_dimension(
     image = torch.log1p(columns.T)
     image = image / image.max().clamp_min(torch.finfo(image.dtype).tiny)
     return image.flip(0).unsqueeze(0), shared_range
+
+
+def _flat_float(values: Tensor) -> Tensor:
+    """Return all elements of ``values`` as a 1-D float32 tensor without autograd history, a view when it can be."""
+    flat = values.detach().reshape(-1)
+    return flat if flat.dtype == torch.float32 else flat.float()
+
+
+def _scratch(workspace: Workspace | None, numel: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    if workspace is None:
+        return torch.empty(numel, dtype=dtype, device=device)
+    return workspace.take(numel, dtype, device)
