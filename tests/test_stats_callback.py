@@ -136,6 +136,23 @@ class HookCounter(pl.Callback):
             self.count_during_fit = count_forward_hooks(pl_module)
 
 
+class HooksPerStep(pl.Callback):
+    """Count the forward hooks on the model in every training step, after the forward pass."""
+
+    def __init__(self) -> None:
+        self.counts: list[int] = []
+
+    def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
+        self.counts.append(count_forward_hooks(pl_module))
+
+
+class CompiledNetClassifier(TinyClassifier):
+    """TinyClassifier whose net is compiled, as ImageClassifier does with compile=true."""
+
+    def configure_model(self) -> None:
+        self.net.compile()
+
+
 def count_forward_hooks(model: nn.Module) -> int:
     return sum(len(module._forward_hooks) for module in model.modules())
 
@@ -376,6 +393,39 @@ def test_no_hooks_after_fit(tmp_path):
     assert count_forward_hooks(module) == 0
 
 
+def test_hooks_attached_only_on_recorded_steps(tmp_path):
+    counter = HooksPerStep()
+    fit(tmp_path, [LayerStatsMonitor(every_n_steps=2), counter], limit_train_batches=5)
+    hooks = len(STRIDE_NET_LAYERS)
+    assert counter.counts == [hooks, 0, hooks, 0, hooks]
+
+
+@pytest.mark.slow
+def test_compiled_net_records_every_layer(tmp_path):
+    logger = RecordingLogger()
+    callback = LayerStatsMonitor(every_n_steps=2)
+    _, module = fit(tmp_path, [callback], module=CompiledNetClassifier(), logger=logger, limit_train_batches=4)
+    assert set(callback.step0_stats) == set(STRIDE_NET_LAYERS)
+    for layer in STRIDE_NET_LAYERS:
+        assert logger.steps_of(f"activations/std/{layer}") == [0, 2]
+    assert count_forward_hooks(module) == 0
+
+
+@pytest.mark.slow
+def test_compiled_net_runs_compiled_between_records(tmp_path):
+    module = CompiledNetClassifier()
+    fit(tmp_path, [LayerStatsMonitor(every_n_steps=2)], module=module, limit_train_batches=3)
+    assert module.net._compiled_call_impl is not None
+
+
+def test_warns_when_hooks_record_nothing(tmp_path):
+    module = TinyClassifier()
+    # A net that Lightning never calls through its modules, as when compiled code ignores new hooks.
+    module.net.forward = lambda images: torch.zeros(images.shape[0], 10, requires_grad=True)
+    with pytest.warns(UserWarning, match="recorded no layer output at step 0"):
+        fit(tmp_path, [LayerStatsMonitor(every_n_steps=2, snapshot_images=0)], module=module, limit_train_batches=1)
+
+
 def test_no_hooks_after_exception(tmp_path):
     module = TinyClassifier(fail_at_step=2)
     with pytest.raises(RuntimeError, match="planned failure"):
@@ -599,6 +649,6 @@ def test_event_colorful_dimension_image(tmp_path):
     events = EventAccumulator(logger.log_dir, size_guidance={"images": 0})
     events.Reload()
     image = events.Images("activations/colorful_dimension/conv3")[-1]
-    # 64 bins enlarged 4 times make 256 rows, and 4 recorded steps enlarged 64 times make 256 columns.
-    assert (image.height, image.width) == (256, 256)
+    # 64 bins make 64 rows, already the minimum size, and 4 recorded steps enlarged 16 times make 64 columns.
+    assert (image.height, image.width) == (64, 64)
     assert Image.open(io.BytesIO(image.encoded_image_string)).mode == "RGB"
