@@ -141,8 +141,11 @@ def adaptive_histogram(values: Tensor, bins: int, workspace: Workspace | None = 
     torch.nan_to_num_(positions, nan=0.0, posinf=bins - 1, neginf=0.0)
     positions.clamp_(0, bins - 1)
     # Converting to an integer truncates, which is the floor here, because the positions are >= 0.
-    indices = _scratch(workspace, flat.numel(), torch.int64, flat.device).copy_(positions)
-    return count_indices(indices, bins, read_back=flat.device.type == "cpu"), torch.stack((low, high))
+    # bincount on the CPU takes int32 indices, half the memory traffic of the int64 that scatter_add_ needs.
+    on_cpu = flat.device.type == "cpu"
+    index_dtype = torch.int32 if on_cpu else torch.int64
+    indices = _scratch(workspace, flat.numel(), index_dtype, flat.device).copy_(positions)
+    return count_indices(indices, bins, read_back=on_cpu), torch.stack((low, high))
 
 
 def count_indices(indices: Tensor, bins: int, read_back: bool) -> Tensor:
@@ -150,7 +153,8 @@ def count_indices(indices: Tensor, bins: int, read_back: bool) -> Tensor:
 
     With ``read_back``, this uses ``torch.bincount``, the fastest way on the
     CPU, which reads the largest index back to the host. Without it, it uses
-    ``scatter_add_``, which keeps a CUDA device free of that sync.
+    ``scatter_add_``, which keeps a CUDA device free of that sync and needs
+    int64 indices.
     """
     if read_back:
         return torch.bincount(indices, minlength=bins).float()
@@ -158,11 +162,14 @@ def count_indices(indices: Tensor, bins: int, read_back: bool) -> Tensor:
     return counts.scatter_add_(0, indices, counts.new_ones(1).expand(indices.numel()))
 
 
-def histogram_edges(value_range: Tensor, bins: int) -> Tensor:
-    """Return the ``bins + 1`` edges of equal-width bins over ``value_range = [low, high]``."""
-    low, high = value_range[0], value_range[1]
-    steps = torch.arange(bins + 1, dtype=torch.float32, device=value_range.device)
-    return low + (high - low) * steps / bins
+def histogram_edges(low: float, high: float, bins: int) -> list[float]:
+    """Return the ``bins + 1`` edges of equal-width bins over ``[low, high]``.
+
+    It works on Python floats, because it serves the logging of histograms
+    that are on the host already, where a few floats cost less than tensor
+    operations.
+    """
+    return [low + (high - low) * index / bins for index in range(bins + 1)]
 
 
 def rebin_histogram(counts: Tensor, value_range: Tensor, target_range: Tensor, bins: int) -> Tensor:

@@ -643,6 +643,15 @@ def test_event_histograms_follow_interval(tmp_path):
     assert [event.step for event in events.Histograms("activations/histogram/relu2")] == [0, 4]
 
 
+def test_event_histograms_default_to_fourth_record(tmp_path):
+    logger = TensorBoardLogger(str(tmp_path), name="", version="run", default_hp_metric=False)
+    # 320 images in batches of 32 make 10 steps, 0 to 9.
+    fit(tmp_path, [LayerStatsMonitor(every_n_steps=2)], logger=logger, datamodule=SyntheticImages(train_count=320))
+    events = EventAccumulator(logger.log_dir, size_guidance={"histograms": 0})
+    events.Reload()
+    assert [event.step for event in events.Histograms("activations/histogram/relu2")] == [0, 8]
+
+
 def test_event_colorful_dimension_image(tmp_path):
     logger = TensorBoardLogger(str(tmp_path), name="", version="run", default_hp_metric=False)
     fit(tmp_path, [LayerStatsMonitor(every_n_steps=1, bins=64)], logger=logger, limit_train_batches=4)
