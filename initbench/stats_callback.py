@@ -23,7 +23,6 @@ from torch.utils.hooks import RemovableHandle
 from torch.utils.tensorboard import summary as tensorboard_summary
 
 from initbench.statistics import (
-    Workspace,
     activation_moments,
     adaptive_histogram,
     colorful_dimension,
@@ -400,7 +399,6 @@ class LayerStatsMonitor(pl.Callback):
             if name != OUTPUT_NAME and _has_trainable_weight(layer)
         }
         self._hooks = LayerHooks(layers, self._record)
-        self._workspace = Workspace()
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # A run resumed from a checkpoint has left its initial weights behind, so it takes no snapshot.
@@ -511,12 +509,8 @@ class LayerStatsMonitor(pl.Callback):
         """
         if self._hooks is not None:
             raise RuntimeError("measure_activations cannot run while the callback's hooks are attached during fit")
-        self._workspace = Workspace()
-        try:
-            with LayerHooks(select_layers(net, self.layers, self.record_output), self._record):
-                return self._measure(net, images)
-        finally:
-            self._workspace = None
+        with LayerHooks(select_layers(net, self.layers, self.record_output), self._record):
+            return self._measure(net, images)
 
     # Recording.
 
@@ -530,13 +524,13 @@ class LayerStatsMonitor(pl.Callback):
             return
 
         with torch.no_grad():
-            moments = activation_moments(output, self.near_zero_threshold, self._workspace)
+            moments = activation_moments(output, self.near_zero_threshold)
             buffer = self._val_moments if mode == "val" else self._moments
             previous = buffer.get(name)
             # A layer called twice in one forward pass gets the statistics of both outputs together.
             buffer[name] = moments if previous is None else merge_moments(previous, moments)
             if mode != "val" and name not in self._histograms:
-                self._histograms[name] = adaptive_histogram(output, self.bins, self._workspace)
+                self._histograms[name] = adaptive_histogram(output, self.bins)
 
     def _measure(self, net: nn.Module, images: Tensor) -> dict[str, ActivationSummary]:
         """Run ``net`` on ``images`` with the hooks attached and return the statistics of each layer."""
@@ -681,7 +675,6 @@ class LayerStatsMonitor(pl.Callback):
 
     def _reset_fit_state(self) -> None:
         self._mode: str | None = None
-        self._workspace: Workspace | None = None
         self._compiled_calls: list[tuple[nn.Module, Callable[..., Any]]] = []
         self._record_interval = 1
         self._histogram_interval = 1
@@ -703,7 +696,6 @@ class LayerStatsMonitor(pl.Callback):
         self._detach()
         self._hooks = None
         self._mode = None
-        self._workspace = None
         self._weights_before = None
         self._pending_step = None
 

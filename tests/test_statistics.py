@@ -13,7 +13,6 @@ from initbench.statistics import (
     M2,
     MEAN,
     NEAR_ZERO_COUNT,
-    Workspace,
     activation_moments,
     adaptive_histogram,
     colorful_dimension,
@@ -64,22 +63,6 @@ def test_near_zero_count_skips_nan():
 def test_near_zero_count_includes_the_threshold():
     values = torch.tensor([0.5, -0.5, 0.5001, 0.4999])
     assert activation_moments(values, 0.5)[NEAR_ZERO_COUNT].item() == 3
-
-
-def test_moments_in_a_workspace_equal_fresh_ones(activations):
-    workspace = Workspace()
-    # A large tensor first, so that the smaller one reuses a part of the larger buffer.
-    activation_moments(torch.randn(50_000), 0.1, workspace)
-    assert torch.equal(activation_moments(activations, 0.1, workspace), activation_moments(activations, 0.1))
-
-
-def test_workspace_grows_to_the_largest_request():
-    workspace = Workspace()
-    small = workspace.take(10, torch.float32, torch.device("cpu"))
-    large = workspace.take(1000, torch.float32, torch.device("cpu"))
-    again = workspace.take(10, torch.float32, torch.device("cpu"))
-    assert (small.numel(), large.numel(), again.numel()) == (10, 1000, 10)
-    assert again.data_ptr() == large.data_ptr()
 
 
 def test_summary_std_is_population_std(activations):
@@ -141,15 +124,6 @@ def test_histogram_counts_match_numpy():
     counts, _ = adaptive_histogram(values, 40)
     expected, _ = np.histogram(values.numpy(), bins=40, range=(values.min().item(), values.max().item()))
     assert counts.tolist() == expected.astype(float).tolist()
-
-
-def test_histogram_in_a_workspace_equals_fresh_one(activations):
-    workspace = Workspace()
-    adaptive_histogram(torch.randn(50_000), 16, workspace)
-    counts, value_range = adaptive_histogram(activations, 16, workspace)
-    fresh_counts, fresh_range = adaptive_histogram(activations, 16)
-    assert torch.equal(counts, fresh_counts)
-    assert torch.equal(value_range, fresh_range)
 
 
 @pytest.mark.parametrize(("read_back", "dtype"), [(True, torch.int32), (True, torch.int64), (False, torch.int64)])
@@ -274,11 +248,10 @@ def test_per_step_functions_need_no_host_sync():
     weight = torch.randn(16, 8, 3, 3, device="cuda")
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
-    workspace = Workspace()
     try:
-        moments = activation_moments(values, 1e-3, workspace)
-        merge_moments(moments, activation_moments(values * 2, 1e-3, workspace))
-        adaptive_histogram(values, 64, workspace)
+        moments = activation_moments(values, 1e-3)
+        merge_moments(moments, activation_moments(values * 2, 1e-3))
+        adaptive_histogram(values, 64)
         population_std(weight)
         update_to_weight_ratio(weight, weight * 0.99)
     finally:
