@@ -1,6 +1,6 @@
-"""Smoke test of benchmarks/throughput.py: every contender runs a few steps on tiny synthetic data.
+"""Smoke tests of the benchmark scripts: every contender runs a few steps on tiny synthetic data.
 
-It checks that the script works, not how fast anything is.
+They check that the scripts work, not how fast anything is.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import pytest
 from conftest import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-import throughput  # noqa: E402 - importable only once benchmarks/ is on the path
+import statistics_parts  # noqa: E402 - importable only once benchmarks/ is on the path
+import throughput  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +110,13 @@ def test_report_has_the_tables(benchmark_run, capsys):
 def test_variant_name_must_be_new():
     with pytest.raises(SystemExit):
         throughput.parse_arguments(["--variant", "plain", "stats.bins=8"])
+
+
+def test_statistics_parts_prints_every_table(capsys):
+    statistics_parts.main(["--batch-sizes", "4", "--repeats", "1", "--steps", "1"])
+    report = capsys.readouterr().out
+
+    assert "## Training step with 8 forward hooks" in report
+    # The 8 recorded outputs of 4 images have 4 x (2 x 1,568 + 2 x 784 + 2 x 512 + 40 + 10) elements.
+    assert "| 4 | 23,112 |" in report
+    assert "## TensorBoard writes" in report
