@@ -179,11 +179,39 @@ def _check_stats(cfg: DictConfig) -> Iterable[str]:
     if not isinstance(stats, DictConfig):
         return
     for key in stats:
-        if str(key).endswith("every_n_steps") or str(key) == "image_max_steps":
+        if str(key).endswith("every_n_steps"):
             yield from _integer(cfg, f"stats.{key}", 1)
+    yield from _integer(cfg, "stats.image_max_steps", 2)
     yield from _integer(cfg, "stats.bins", 2)
     yield from _integer(cfg, "stats.snapshot_images", 0)
     yield from _number(cfg, "stats.near_zero_threshold", 0.0, strict=False)
+    yield from _check_stats_layers(cfg)
+
+
+def _check_stats_layers(cfg: DictConfig) -> Iterable[str]:
+    layers = OmegaConf.select(cfg, "stats.layers", default=None)
+    if layers is None:
+        return
+    if not OmegaConf.is_list(layers) or not all(isinstance(entry, str) and entry for entry in layers):
+        yield f"stats.layers={layers!r} is invalid: expected a list of layer names or types, such as [conv1,ReLU], or null"
+        return
+    model = OmegaConf.select(cfg, "model", default=None)
+    if model is None:
+        return
+    # Imported here because they load torch, which the other checks do not need.
+    from hydra.utils import instantiate
+
+    from initbench.stats_callback import select_layers
+
+    try:
+        net = instantiate(model)
+    except Exception:  # noqa: BLE001 - the model's own check reports a model that cannot be built
+        return
+    record_output = OmegaConf.select(cfg, "stats.record_output", default=True)
+    try:
+        select_layers(net, list(layers), record_output is True)
+    except ValueError as error:
+        yield str(error)
 
 
 def _check_model(cfg: DictConfig) -> Iterable[str]:

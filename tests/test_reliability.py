@@ -68,6 +68,8 @@ def test_unknown_value_lists_valid_choices(tmp_path, override, named):
         ("optimizer.lr=fast", "number > 0"),
         ("compile=maybe", "true or false"),
         ("matmul_precision=low", "expected one of"),
+        ("stats.image_max_steps=1", "integer >= 2"),
+        ("stats.layers=conv1", "list of layer names"),
     ],
 )
 def test_invalid_value_is_rejected_before_any_folder(tmp_path, override, accepted):
@@ -78,6 +80,18 @@ def test_invalid_value_is_rejected_before_any_folder(tmp_path, override, accepte
     assert key in result.stderr
     assert value in result.stderr
     assert accepted in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "logs").exists()
+
+
+def test_unknown_stats_layer_is_rejected_before_any_folder(tmp_path):
+    result = run_module(
+        "initbench.train", "stats.layers=[conv1,nope]", f"log_dir={tmp_path / 'logs'}", "data.sources=[]", cwd=tmp_path
+    )
+
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "'nope' matches no layer" in result.stderr
+    assert "conv2 (Conv2d)" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "logs").exists()
 
