@@ -7,11 +7,12 @@ results to the trainer's loggers.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -78,13 +79,23 @@ def select_layers(net: nn.Module, patterns: Sequence[str] | None, record_output:
     selected. Otherwise a layer is selected when a pattern matches its name as
     an ``fnmatch`` glob (``conv1``, ``conv*``, ``block.*``) or equals its class
     name (``Conv2d``, ``ReLU``). With ``record_output``, the net itself is added
-    last under the name ``output``.
+    last under the name ``output``, and the pattern ``output`` selects nothing
+    more, so ``["output"]`` records the output alone.
 
     Raises:
-        ValueError: a pattern matches no layer, nothing is selected, or the net
-            already has a layer named ``output`` while ``record_output`` is set.
+        ValueError: a pattern matches no layer, nothing is selected, the net
+            already has a layer named ``output`` while ``record_output`` is set,
+            or ``output`` is listed while ``record_output`` is not set.
     """
     named = [(name, module) for name, module in net.named_modules() if name]
+    if patterns is not None and OUTPUT_NAME in patterns and not any(name == OUTPUT_NAME for name, _ in named):
+        if not record_output:
+            raise ValueError(
+                f"stats.layers lists {OUTPUT_NAME!r}, the net's output, while stats.record_output=false. "
+                "Set stats.record_output=true to record the output."
+            )
+        # record_output adds the output, so the pattern is not matched against the layers.
+        patterns = [pattern for pattern in patterns if pattern != OUTPUT_NAME]
     if patterns is None:
         selected = {name: module for name, module in named if isinstance(module, WEIGHT_LAYER_TYPES + ACTIVATION_TYPES)}
     else:
@@ -226,6 +237,32 @@ class HistogramHistory:
     def __len__(self) -> int:
         return len(self.steps)
 
+    def state_dict(self) -> dict[str, Any]:
+        """Return the history as plain lists, ints and tensors, which a checkpoint can hold."""
+        return {
+            "steps": list(self.steps),
+            "counts": list(self.counts),
+            "value_ranges": list(self.value_ranges),
+            "stride": self._stride,
+            "offered": self._offered,
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping[str, Any], max_steps: int) -> HistogramHistory:
+        """Rebuild a history from :meth:`state_dict`, thinned further if ``max_steps`` is now smaller."""
+        history = cls(max_steps)
+        history.steps = list(state["steps"])
+        history.counts = list(state["counts"])
+        history.value_ranges = list(state["value_ranges"])
+        history._stride = state["stride"]
+        history._offered = state["offered"]
+        while len(history.steps) > max_steps:
+            history.steps = history.steps[::2]
+            history.counts = history.counts[::2]
+            history.value_ranges = history.value_ranges[::2]
+            history._stride *= 2
+        return history
+
 
 class LayerStatsMonitor(pl.Callback):
     """Record activation, weight and gradient statistics of every selected layer and log them.
@@ -299,7 +336,9 @@ class LayerStatsMonitor(pl.Callback):
     - ``step0/activations_std``: bar chart of the std per layer (figure).
     - ``step0/activations``: table of mean, std and near-zero fraction per layer (text).
 
-    With ``validation`` set, after every validation run, over all its batches:
+    With ``validation`` set, after every validation run, over all its batches,
+    logged through ``pl_module.log_dict`` (to which Lightning adds its own
+    ``epoch`` key):
 
     - ``val/activations/mean/<layer>``
     - ``val/activations/std/<layer>``
@@ -365,14 +404,34 @@ class LayerStatsMonitor(pl.Callback):
         self.step0_stats: dict[str, ActivationSummary] = {}
         self.histories: dict[str, HistogramHistory] = {}
         self._hooks: LayerHooks | None = None
+        self._restored_state: Mapping[str, Any] | None = None
         self._reset_fit_state()
 
     # Lightning hooks, in the order in which a fit calls them.
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return what a resumed run needs to continue: the histogram histories and the last recorded step."""
+        return {
+            "histories": {name: history.state_dict() for name, history in self.histories.items()},
+            "last_recorded_step": self._last_recorded_step,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # Lightning restores the callbacks before on_fit_start, which resets the fit state, so the
+        # state is applied there.
+        self._restored_state = state_dict
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._release_hooks()
         self._reset_fit_state()
         self.step0_stats = {}
+        restored, self._restored_state = self._restored_state, None
+        if restored is not None:
+            self.histories = {
+                name: HistogramHistory.from_state_dict(history, self.image_max_steps)
+                for name, history in restored.get("histories", {}).items()
+            }
+            self._last_recorded_step = restored.get("last_recorded_step")
         if not trainer.is_global_zero:
             return
 
@@ -484,7 +543,9 @@ class LayerStatsMonitor(pl.Callback):
         metrics = {}
         for name, summary in summaries.items():
             metrics.update(_activation_metrics(f"val/activations/{{}}/{name}", summary))
-        _log(trainer, trainer.global_step, metrics)
+        # Logged through Lightning, so that they land on the same step as the run's val/loss and val/acc.
+        # Only rank zero has them, and rank_zero_only spares the other ranks a sync they never join.
+        pl_module.log_dict(metrics, rank_zero_only=True)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._release_hooks()
@@ -509,7 +570,7 @@ class LayerStatsMonitor(pl.Callback):
         """
         if self._hooks is not None:
             raise RuntimeError("measure_activations cannot run while the callback's hooks are attached during fit")
-        with LayerHooks(select_layers(net, self.layers, self.record_output), self._record):
+        with _run_eagerly(net), LayerHooks(select_layers(net, self.layers, self.record_output), self._record):
             return self._measure(net, images)
 
     # Recording.
@@ -532,13 +593,22 @@ class LayerStatsMonitor(pl.Callback):
             if mode != "val" and name not in self._histograms:
                 self._histograms[name] = adaptive_histogram(output, self.bins)
 
-    def _measure(self, net: nn.Module, images: Tensor) -> dict[str, ActivationSummary]:
-        """Run ``net`` on ``images`` with the hooks attached and return the statistics of each layer."""
+    def _measure(self, net: nn.Module, images: Tensor, precision: Any = None) -> dict[str, ActivationSummary]:
+        """Run ``net`` on ``images`` with the hooks attached and return the statistics of each layer.
+
+        ``precision`` is the trainer's precision plugin, which casts the images
+        and sets up autocast as in a training step, so that a net in bfloat16
+        or float64 gets inputs of its own dtype.
+        """
         self._moments, self._histograms = {}, {}
         self._mode = "snapshot"
         try:
             with torch.no_grad():
-                net(images)
+                if precision is None:
+                    net(images)
+                else:
+                    with precision.forward_context():
+                        net(precision.convert_input(images))
         finally:
             self._mode = None
         summaries, _ = _read_summaries(self._moments, self._histograms)
@@ -548,7 +618,9 @@ class LayerStatsMonitor(pl.Callback):
     def _take_snapshot(self, trainer: pl.Trainer, pl_module: pl.LightningModule, images: Tensor) -> None:
         self._attach(pl_module)
         try:
-            self.step0_stats = self._measure(_net_of(pl_module), images.to(pl_module.device))
+            self.step0_stats = self._measure(
+                _net_of(pl_module), images.to(pl_module.device), trainer.precision_plugin
+            )
         finally:
             self._detach()
         metrics, histograms = {}, []
@@ -655,23 +727,15 @@ class LayerStatsMonitor(pl.Callback):
         """Register the hooks, and make the modules compiled with ``nn.Module.compile`` run eagerly until :meth:`_detach`."""
         if self._hooks.attached:
             return
-        # Compiled code ignores hooks registered after it was compiled, because by default torch.compile
-        # does not guard on hooks (torch._dynamo.config.skip_nnmodule_hook_guards). nn.Module.compile
-        # keeps the compiled call in _compiled_call_impl, and with it unset the module runs eagerly.
-        for module in pl_module.modules():
-            compiled_call = getattr(module, "_compiled_call_impl", None)
-            if compiled_call is not None:
-                self._compiled_calls.append((module, compiled_call))
-                module._compiled_call_impl = None
+        self._compiled_calls = _set_compiled_calls_aside(pl_module)
         self._hooks.attach()
 
     def _detach(self) -> None:
         """Remove the hooks and restore the compiled calls that :meth:`_attach` set aside."""
         if self._hooks is not None:
             self._hooks.remove()
-        while self._compiled_calls:
-            module, compiled_call = self._compiled_calls.pop()
-            module._compiled_call_impl = compiled_call
+        _restore_compiled_calls(self._compiled_calls)
+        self._compiled_calls = []
 
     def _reset_fit_state(self) -> None:
         self._mode: str | None = None
@@ -829,10 +893,43 @@ def _apply_colormap(image: Tensor) -> Tensor:
 
 
 def _enlarge(image: Tensor, min_size: int) -> Tensor:
-    """Repeat the pixels of a (C, H, W) image by whole factors until each side is at least ``min_size``, if it can."""
-    row_factor = max(1, min_size // image.shape[1])
-    column_factor = max(1, min_size // image.shape[2])
+    """Repeat the pixels of a (C, H, W) image by the smallest whole factors that make each side at least ``min_size``."""
+    row_factor = max(1, math.ceil(min_size / image.shape[1]))
+    column_factor = max(1, math.ceil(min_size / image.shape[2]))
     return image.repeat_interleave(row_factor, dim=1).repeat_interleave(column_factor, dim=2)
+
+
+def _set_compiled_calls_aside(module: nn.Module) -> list[tuple[nn.Module, Callable[..., Any]]]:
+    """Make the submodules of ``module`` that ``nn.Module.compile`` compiled run eagerly, and return what to restore.
+
+    Compiled code ignores hooks registered after it was compiled, because by
+    default torch.compile does not guard on hooks
+    (``torch._dynamo.config.skip_nnmodule_hook_guards``). ``nn.Module.compile``
+    keeps the compiled call in ``_compiled_call_impl``, and with it unset the
+    module runs eagerly. Restoring it reuses the compiled code.
+    """
+    set_aside = []
+    for submodule in module.modules():
+        compiled_call = getattr(submodule, "_compiled_call_impl", None)
+        if compiled_call is not None:
+            set_aside.append((submodule, compiled_call))
+            submodule._compiled_call_impl = None
+    return set_aside
+
+
+def _restore_compiled_calls(set_aside: Sequence[tuple[nn.Module, Callable[..., Any]]]) -> None:
+    for submodule, compiled_call in set_aside:
+        submodule._compiled_call_impl = compiled_call
+
+
+@contextlib.contextmanager
+def _run_eagerly(module: nn.Module) -> Iterator[None]:
+    """Run the compiled submodules of ``module`` eagerly inside the block."""
+    set_aside = _set_compiled_calls_aside(module)
+    try:
+        yield
+    finally:
+        _restore_compiled_calls(set_aside)
 
 
 def _net_of(pl_module: pl.LightningModule) -> nn.Module:

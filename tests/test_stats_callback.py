@@ -276,6 +276,15 @@ def test_unknown_layer_pattern_raises():
         select_layers(StrideConvNet(), ["conv9"], record_output=False)
 
 
+def test_output_pattern_selects_output_alone():
+    assert list(select_layers(StrideConvNet(), ["output"], record_output=True)) == ["output"]
+
+
+def test_output_pattern_without_record_output_raises():
+    with pytest.raises(ValueError, match="Set stats.record_output=true"):
+        select_layers(StrideConvNet(), ["conv1", "output"], record_output=False)
+
+
 def test_output_name_clash_raises():
     net = nn.Sequential()
     net.add_module("output", nn.Linear(2, 2))
@@ -418,6 +427,23 @@ def test_compiled_net_runs_compiled_between_records(tmp_path):
     assert module.net._compiled_call_impl is not None
 
 
+@pytest.mark.slow
+def test_measure_activations_on_compiled_net():
+    net = StrideConvNet()
+    net.compile()
+    images = unit_variance_images(8)
+    net(images)  # compiles without hooks, which the compiled code would then ignore
+    assert set(LayerStatsMonitor().measure_activations(net, images)) == set(STRIDE_NET_LAYERS)
+    assert net._compiled_call_impl is not None
+
+
+@pytest.mark.parametrize("precision", ["bf16-true", "64-true"])
+def test_snapshot_in_precision_of_net(tmp_path, precision):
+    callback = LayerStatsMonitor(every_n_steps=2)
+    fit(tmp_path, [callback], limit_train_batches=1, precision=precision)
+    assert set(callback.step0_stats) == set(STRIDE_NET_LAYERS)
+
+
 def test_warns_when_hooks_record_nothing(tmp_path):
     module = TinyClassifier()
     # A net that Lightning never calls through its modules, as when compiled code ignores new hooks.
@@ -470,6 +496,34 @@ def test_interval_follows_log_every_n_steps(tmp_path):
     assert logger.steps_of("activations/std/conv1") == [0, 4]
 
 
+def test_resumed_run_keeps_histogram_history(tmp_path):
+    first, _ = fit(tmp_path, [LayerStatsMonitor(every_n_steps=2)], enable_checkpointing=True)
+    checkpoint = first.checkpoint_callback.best_model_path
+    callback = LayerStatsMonitor(every_n_steps=2)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_epochs=2,
+        logger=RecordingLogger(),
+        callbacks=[callback],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        default_root_dir=str(tmp_path),
+    )
+    trainer.fit(TinyClassifier(), datamodule=SyntheticImages(), ckpt_path=checkpoint)
+    # 8 steps an epoch: the first fit recorded steps 0 to 6, and the resumed one 8 to 14.
+    assert callback.histories["conv2"].steps == [0, 2, 4, 6, 8, 10, 12, 14]
+
+
+def test_history_state_thins_to_smaller_maximum():
+    history = HistogramHistory(max_steps=8)
+    for step in range(8):
+        history.append(step, torch.ones(2), torch.tensor([0.0, 1.0]))
+    restored = HistogramHistory.from_state_dict(history.state_dict(), max_steps=4)
+    assert restored.steps == [0, 2, 4, 6]
+
+
 def test_accumulation_records_step_once(tmp_path):
     logger = RecordingLogger()
     fit(
@@ -506,7 +560,8 @@ def test_validation_statistics_skip_sanity_check(tmp_path):
         num_sanity_val_steps=2,
     )
     # The one epoch ends with one validation run, and the sanity check before training adds none.
-    assert logger.steps_of("val/activations/std/conv1") == [2]
+    # Lightning logs a validation run after 2 optimizer steps at step 1, the last training step.
+    assert logger.steps_of("val/activations/std/conv1") == [1]
 
 
 def test_validation_std_covers_all_batches(tmp_path):
@@ -523,6 +578,28 @@ def test_validation_std_covers_all_batches(tmp_path):
     with torch.no_grad():
         expected = module.net.conv2(module.net.relu1(module.net.conv1(datamodule.val_images))).std(correction=0)
     assert logger.values_of("val/activations/std/conv2") == [pytest.approx(expected.item(), rel=1e-5)]
+
+
+class LoggingValidationClassifier(TinyClassifier):
+    """TinyClassifier that logs its validation loss, as ImageClassifier does."""
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        images, labels = batch
+        self.log("val/loss", F.cross_entropy(self.net(images), labels))
+
+
+def test_validation_statistics_share_step_of_val_loss(tmp_path):
+    logger = RecordingLogger()
+    fit(
+        tmp_path,
+        [LayerStatsMonitor(every_n_steps=2, validation=True)],
+        module=LoggingValidationClassifier(),
+        logger=logger,
+        limit_val_batches=1,
+        val_check_interval=3,
+    )
+    assert len(logger.steps_of("val/loss")) == 2
+    assert logger.steps_of("val/activations/std/conv2") == logger.steps_of("val/loss")
 
 
 def test_step0_snapshot_uses_fixed_batch(tmp_path):
@@ -631,7 +708,8 @@ def test_event_file_keys_match_docstring(tmp_path):
     callback = LayerStatsMonitor(every_n_steps=1, histogram_every_n_steps=1, validation=True)
     fit(tmp_path, [callback], logger=logger, limit_train_batches=3, limit_val_batches=1)
     written = set().union(*event_file_keys(logger.log_dir).values())
-    assert written == documented_keys(STRIDE_NET_LAYERS, STRIDE_NET_WEIGHT_LAYERS)
+    # Lightning writes its own epoch key next to the validation keys, which go through pl_module.log_dict.
+    assert written - {"epoch"} == documented_keys(STRIDE_NET_LAYERS, STRIDE_NET_WEIGHT_LAYERS)
 
 
 def test_event_histograms_follow_interval(tmp_path):
@@ -661,3 +739,13 @@ def test_event_colorful_dimension_image(tmp_path):
     # 64 bins make 64 rows, already the minimum size, and 4 recorded steps enlarged 16 times make 64 columns.
     assert (image.height, image.width) == (64, 64)
     assert Image.open(io.BytesIO(image.encoded_image_string)).mode == "RGB"
+
+
+def test_event_image_rounds_enlargement_up(tmp_path):
+    logger = TensorBoardLogger(str(tmp_path), name="", version="run", default_hp_metric=False)
+    fit(tmp_path, [LayerStatsMonitor(every_n_steps=1, bins=48)], logger=logger, limit_train_batches=3)
+    events = EventAccumulator(logger.log_dir, size_guidance={"images": 0})
+    events.Reload()
+    image = events.Images("activations/colorful_dimension/conv3")[-1]
+    # 48 rows doubled make 96, and 3 columns enlarged 22 times make 66: the smallest whole factors reaching 64.
+    assert (image.height, image.width) == (96, 66)
