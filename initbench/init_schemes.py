@@ -93,9 +93,9 @@ class WeightInit(pl.Callback):
     scheme is not applied again. The parameters are changed in place, so the
     optimizer, which already references them, needs no update.
 
-    Weights are drawn on the CPU from a generator seeded with ``seed`` and then
-    copied to the parameter's device, so CPU and GPU runs start from the same
-    weights. Subclasses implement :meth:`init_layer`; a user's own scheme can
+    Weights are drawn on the CPU, in a contiguous tensor, from a generator
+    seeded with ``seed`` and then copied to the parameter, so CPU and GPU runs,
+    and runs with and without ``channels_last``, start from the same weights. Subclasses implement :meth:`init_layer`; a user's own scheme can
     subclass this and be selected with ``init._target_=package.module.Class``.
 
     Args:
@@ -133,8 +133,9 @@ class WeightInit(pl.Callback):
         return names
 
     def _init_on_cpu(self, layer: nn.Module, generator: torch.Generator) -> None:
-        device = layer.weight.device
-        if device.type == "cpu":
+        # A channels-last weight would be filled in its own memory order, which puts the same draws
+        # at other indices, so only a contiguous CPU weight is filled in place.
+        if layer.weight.device.type == "cpu" and layer.weight.is_contiguous():
             self.init_layer(layer, generator)
             return
         twin = _cpu_twin(layer)
@@ -152,8 +153,9 @@ class WeightInit(pl.Callback):
 
 def _cpu_twin(layer: nn.Module) -> nn.Module:
     twin = nn.Module()
-    twin.weight = nn.Parameter(torch.empty_like(layer.weight, device="cpu"))
-    twin.bias = None if layer.bias is None else nn.Parameter(torch.empty_like(layer.bias, device="cpu"))
+    # torch.empty, unlike empty_like, makes a contiguous twin whatever the layer's memory format.
+    twin.weight = nn.Parameter(torch.empty(layer.weight.shape, dtype=layer.weight.dtype))
+    twin.bias = None if layer.bias is None else nn.Parameter(torch.empty(layer.bias.shape, dtype=layer.bias.dtype))
     return twin
 
 

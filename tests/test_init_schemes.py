@@ -159,6 +159,17 @@ def test_same_seed_gives_same_weights(scheme):
         assert not torch.equal(_convs(first)[name].weight, _convs(other)[name].weight), name
 
 
+@pytest.mark.parametrize("scheme", [PytorchDefaultInit, KaimingInit, XavierInit, OrthogonalInit])
+def test_channels_last_gives_same_weights(scheme):
+    contiguous, channels_last = StrideConvNet(), StrideConvNet().to(memory_format=torch.channels_last)
+    scheme(seed=4).apply_to(contiguous)
+    scheme(seed=4).apply_to(channels_last)
+
+    for name in _convs(contiguous):
+        assert torch.equal(_convs(contiguous)[name].weight, _convs(channels_last)[name].weight), name
+        assert _convs(channels_last)[name].weight.is_contiguous(memory_format=torch.channels_last), name
+
+
 @pytest.mark.parametrize(
     "make, message",
     [
