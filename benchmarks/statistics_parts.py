@@ -70,9 +70,11 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=100, help="training steps per timed hook repeat (default 100)")
     parser.add_argument("--bins", type=int, default=64, help="histogram bins (default 64, as stats.bins)")
     args = parser.parse_args(argv)
-    for name in ("repeats", "steps", "bins"):
+    for name in ("repeats", "steps"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if not 2 <= args.bins <= 4096:
+        parser.error(f"--bins must be between 2 and 4096, got {args.bins}")
     if any(size < 1 for size in args.batch_sizes):
         parser.error(f"--batch-sizes must be at least 1, got {args.batch_sizes}")
     return args

@@ -445,7 +445,12 @@ class LayerStatsMonitor(pl.Callback):
                 f"{self._record_interval} (stats.every_n_steps, or trainer.log_every_n_steps when that is null), so "
                 "histograms are logged only at steps that are multiples of both."
             )
-        if _tensorboard_writer(trainer) is None:
+        if not trainer.loggers:
+            rank_zero_warn(
+                "LayerStatsMonitor found no logger on the trainer, so it logs nothing; only its step0_stats and "
+                "histories attributes keep what it records. Add a TensorBoardLogger, or set stats=off."
+            )
+        elif _tensorboard_writer(trainer) is None:
             rank_zero_warn(
                 "LayerStatsMonitor found no TensorBoardLogger among the trainer's loggers, so it logs scalars only: "
                 "no histograms, colorful-dimension images or step-0 chart. Add a TensorBoardLogger to get them, or "

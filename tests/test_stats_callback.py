@@ -652,6 +652,11 @@ def test_weight_statistics_of_one_sgd_step(tmp_path):
     assert logger.values_of("weights/update_ratio/conv2") == [pytest.approx(expected_ratio, rel=1e-4)]
 
 
+def test_warns_without_any_logger(tmp_path):
+    with pytest.warns(UserWarning, match="no logger on the trainer, so it logs nothing"):
+        fit(tmp_path, [LayerStatsMonitor(every_n_steps=1)], logger=False, limit_train_batches=1)
+
+
 def test_warns_without_tensorboard_logger(tmp_path):
     with pytest.warns(UserWarning, match="no TensorBoardLogger"):
         fit(tmp_path, [LayerStatsMonitor(every_n_steps=1)], limit_train_batches=1)
