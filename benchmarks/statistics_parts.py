@@ -13,7 +13,7 @@ The machines are shared, so compare figures of one run, not of different runs:
 - statistics: the moments and the histogram of every recorded layer output,
   as a recorded step computes them.
 - tensorboard: one ``SummaryWriter.add_scalar`` per value against one event
-  that holds all the values, and the time per byte of TensorBoard's checksum.
+  that contains all the values, and the time per byte of TensorBoard's checksum.
 
 The throughput of whole training epochs is ``benchmarks/throughput.py``.
 """
@@ -158,7 +158,7 @@ def tensorboard_table(repeats: int) -> list[str]:
     payload = bytes(range(256)) * 64
     with tempfile.TemporaryDirectory() as folder, SummaryWriter(folder) as writer:
 
-        def one_event_each() -> None:
+        def one_event_per_scalar() -> None:
             for key, value in values.items():
                 writer.add_scalar(key, value, global_step=1)
             writer.flush()
@@ -168,7 +168,7 @@ def tensorboard_table(repeats: int) -> list[str]:
             writer.file_writer.add_summary(Summary(value=merged), global_step=1)
             writer.flush()
 
-        each = _median_seconds(one_event_each, repeats)
+        each = _median_seconds(one_event_per_scalar, repeats)
         merged = _median_seconds(one_event, repeats)
     checksum = _median_seconds(lambda: masked_crc32c(payload), repeats) / len(payload)
     return [

@@ -63,16 +63,15 @@ import torch
 from hydra import compose, initialize_config_module
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from timing_callbacks import EpochTimer, synchronize
 
-from initbench.classifier import ImageClassifier
 from initbench.device_loader import DeviceBatchLoader
-from initbench.train import build_trainer
+from initbench.train import build_module, build_trainer
 from initbench.validation import validate_config
 
 log = logging.getLogger("throughput")
@@ -299,13 +298,7 @@ class Bench:
             # Each fit compiles a new module, so drop the graphs compiled for the previous fits.
             torch.compiler.reset()
 
-        module = ImageClassifier(
-            net=instantiate(cfg.model),
-            optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
-            num_classes=cfg.model.num_classes,
-            compile=cfg.compile,
-            channels_last=cfg.channels_last,
-        )
+        module = build_module(cfg)
         trainer, _ = build_trainer(cfg, run_dir, None)
         try:
             # Lightning's progress bar writes to stdout, which this script keeps for the report.

@@ -78,13 +78,7 @@ def train(cfg: DictConfig) -> float | None:
         torch.set_float32_matmul_precision(cfg.matmul_precision)
 
     datamodule = instantiate(cfg.data)
-    module = ImageClassifier(
-        net=instantiate(cfg.model),
-        optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
-        num_classes=cfg.model.num_classes,
-        compile=cfg.compile,
-        channels_last=cfg.channels_last,
-    )
+    module = build_module(cfg)
     trainer, record = build_trainer(cfg, run_dir, checkpoint_path)
 
     log.info("Run folder: %s", run_dir)
@@ -98,6 +92,17 @@ def train(cfg: DictConfig) -> float | None:
     if cfg.test_after_fit:
         trainer.test(module, datamodule=datamodule, ckpt_path="best")
     return record.final_metrics(trainer).get("val/acc")
+
+
+def build_module(cfg: DictConfig) -> ImageClassifier:
+    """Build the LightningModule that trains the net of ``cfg.model`` with the optimizer of ``cfg.optimizer``."""
+    return ImageClassifier(
+        net=instantiate(cfg.model),
+        optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
+        num_classes=cfg.model.num_classes,
+        compile=cfg.compile,
+        channels_last=cfg.channels_last,
+    )
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path, checkpoint_path: str | None) -> tuple[pl.Trainer, RunRecord]:

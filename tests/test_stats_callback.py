@@ -735,22 +735,23 @@ def test_event_histograms_default_to_fourth_record(tmp_path):
     assert [event.step for event in events.Histograms("activations/histogram/relu2")] == [0, 8]
 
 
-def test_event_colorful_dimension_image(tmp_path):
+def last_conv3_image(tmp_path: Path, bins: int, steps: int) -> Any:
+    """Record every step of a fit of ``steps`` steps and return the last colorful-dimension image of conv3."""
     logger = TensorBoardLogger(str(tmp_path), name="", version="run", default_hp_metric=False)
-    fit(tmp_path, [LayerStatsMonitor(every_n_steps=1, bins=64)], logger=logger, limit_train_batches=4)
+    fit(tmp_path, [LayerStatsMonitor(every_n_steps=1, bins=bins)], logger=logger, limit_train_batches=steps)
     events = EventAccumulator(logger.log_dir, size_guidance={"images": 0})
     events.Reload()
-    image = events.Images("activations/colorful_dimension/conv3")[-1]
+    return events.Images("activations/colorful_dimension/conv3")[-1]
+
+
+def test_event_colorful_dimension_image(tmp_path):
+    image = last_conv3_image(tmp_path, bins=64, steps=4)
     # 64 bins make 64 rows, already the minimum size, and 4 recorded steps enlarged 16 times make 64 columns.
     assert (image.height, image.width) == (64, 64)
     assert Image.open(io.BytesIO(image.encoded_image_string)).mode == "RGB"
 
 
 def test_event_image_rounds_enlargement_up(tmp_path):
-    logger = TensorBoardLogger(str(tmp_path), name="", version="run", default_hp_metric=False)
-    fit(tmp_path, [LayerStatsMonitor(every_n_steps=1, bins=48)], logger=logger, limit_train_batches=3)
-    events = EventAccumulator(logger.log_dir, size_guidance={"images": 0})
-    events.Reload()
-    image = events.Images("activations/colorful_dimension/conv3")[-1]
+    image = last_conv3_image(tmp_path, bins=48, steps=3)
     # 48 rows doubled make 96, and 3 columns enlarged 22 times make 66: the smallest whole factors reaching 64.
     assert (image.height, image.width) == (96, 66)
