@@ -168,7 +168,7 @@ def tensorboard_table(repeats: int) -> list[str]:
             writer.file_writer.add_summary(Summary(value=merged), global_step=1)
             writer.flush()
 
-        each = _median_seconds(one_event_per_scalar, repeats)
+        per_scalar = _median_seconds(one_event_per_scalar, repeats)
         merged = _median_seconds(one_event, repeats)
     checksum = _median_seconds(lambda: masked_crc32c(payload), repeats) / len(payload)
     return [
@@ -176,7 +176,7 @@ def tensorboard_table(repeats: int) -> list[str]:
         "",
         "| what | median |",
         "|---|---:|",
-        f"| {SCALARS_PER_STEP} scalars, one event each, then flush | {each * 1e3:.2f} ms |",
+        f"| {SCALARS_PER_STEP} scalars, one event each, then flush | {per_scalar * 1e3:.2f} ms |",
         f"| {SCALARS_PER_STEP} scalars in one event, then flush | {merged * 1e3:.2f} ms |",
         f"| checksum of the event file's records | {checksum * 1e9:.0f} ns per byte |",
     ]
